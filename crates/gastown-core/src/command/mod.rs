@@ -1,0 +1,1 @@
+//! Command validation (DOMAIN §E4).

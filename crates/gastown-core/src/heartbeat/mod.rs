@@ -1,0 +1,1 @@
+//! The heartbeat ingest filter (DOMAIN §E5).
