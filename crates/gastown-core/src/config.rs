@@ -159,9 +159,7 @@ fn parse_strategy(v: &Value) -> Result<MergeStrategy, KeyError> {
 
 fn parse_gates(v: &Value) -> Result<Vec<String>, KeyError> {
     let list = v.as_array().ok_or(KeyError::Type("list of strings"))?;
-    list.iter()
-        .map(|g| g.as_str().map(str::to_owned).ok_or(KeyError::Type("list of strings")))
-        .collect()
+    list.iter().map(|g| g.as_str().map(str::to_owned).ok_or(KeyError::Type("list of strings"))).collect()
 }
 
 /// Upper bound of durations in seconds (ten years): keeps arithmetic far from overflow.
@@ -299,10 +297,7 @@ impl TownConfig {
             max_dispatch_attempts: o.max_dispatch_attempts.unwrap_or_else(|| self.max_dispatch_attempts()),
             auto_merge: self.refinery.auto_merge.unwrap_or(true),
             auto_merge_delay_minutes: self.refinery.auto_merge_delay_minutes,
-            auto_resolve_pr_feedback: o
-                .auto_resolve_pr_feedback
-                .or(self.refinery.auto_resolve_pr_feedback)
-                .unwrap_or(false),
+            auto_resolve_pr_feedback: o.auto_resolve_pr_feedback.or(self.refinery.auto_resolve_pr_feedback).unwrap_or(false),
             auto_resolve_merge_conflicts: o
                 .auto_resolve_merge_conflicts
                 .or(self.refinery.auto_resolve_merge_conflicts)

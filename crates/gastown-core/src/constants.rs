@@ -79,8 +79,8 @@ pub const COMMAND_APPEND_RETRIES: u32 = 3;
 pub const REPLAY_TIMEOUT_MS: u64 = 4000;
 /// S4: names given to new polecats, in order.
 pub const POLECAT_NAMES: [&str; 20] = [
-    "Toast", "Maple", "Biscuit", "Pepper", "Clover", "Juniper", "Sprocket", "Nutmeg", "Pickle", "Tango", "Waffle",
-    "Cobalt", "Fennel", "Marble", "Pixel", "Quill", "Rusty", "Saffron", "Thistle", "Ziggy",
+    "Toast", "Maple", "Biscuit", "Pepper", "Clover", "Juniper", "Sprocket", "Nutmeg", "Pickle", "Tango", "Waffle", "Cobalt",
+    "Fennel", "Marble", "Pixel", "Quill", "Rusty", "Saffron", "Thistle", "Ziggy",
 ];
 
 /// S8 `backoff(n)`: the wait after the n-th dispatch attempt.

@@ -59,10 +59,9 @@ pub fn ev(e: impl Into<Event>) -> Ev {
     let event = e.into();
     let source = match &event {
         Event::Reconciled(_) => source::RECONCILER.to_owned(),
-        Event::AgentHeartbeatResumed(_)
-        | Event::AgentHeartbeatLost(_)
-        | Event::ContainerStatus(_)
-        | Event::AgentActivity(_) => source::HEARTBEAT.to_owned(),
+        Event::AgentHeartbeatResumed(_) | Event::AgentHeartbeatLost(_) | Event::ContainerStatus(_) | Event::AgentActivity(_) => {
+            source::HEARTBEAT.to_owned()
+        }
         other => source::command(other.event_type()),
     };
     Ev { event, at: None, id: None, source }
@@ -178,13 +177,7 @@ pub fn agent_done_pr(agent: &str, branch: &str, pr_url: &str) -> Ev {
     ev(AgentDone { pr_url: Some(pr_url.into()), ..done(agent, branch) })
 }
 pub fn agent_completed(agent: &str, status: CompletionStatus, reason: Option<&str>) -> Ev {
-    ev(AgentCompleted {
-        agent_id: Some(agent.into()),
-        status,
-        reason: reason.map(Into::into),
-        bead_id: None,
-        dispatch_id: None,
-    })
+    ev(AgentCompleted { agent_id: Some(agent.into()), status, reason: reason.map(Into::into), bead_id: None, dispatch_id: None })
 }
 pub fn pr_status_changed(mr: &str, pr_url: &str, pr_state: PrState) -> Ev {
     ev(PrStatusChanged { mr_bead_id: mr.into(), pr_url: pr_url.into(), pr_state })
@@ -381,10 +374,7 @@ impl Then {
         let before: Vec<_> = expected.iter().map(action_key).collect();
         for a in &next.actions {
             let k = action_key(a);
-            assert!(
-                k.0 == "re_escalate" || !before.contains(&k),
-                "R0.4: {a:?} is decided again right after its own decision"
-            );
+            assert!(k.0 == "re_escalate" || !before.contains(&k), "R0.4: {a:?} is decided again right after its own decision");
         }
         self
     }

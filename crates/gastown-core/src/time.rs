@@ -204,11 +204,7 @@ pub fn long(d: Millis) -> String {
     } else {
         (d / SECOND, "second")
     };
-    if n == 1 {
-        format!("1 {unit}")
-    } else {
-        format!("{n} {unit}s")
-    }
+    if n == 1 { format!("1 {unit}") } else { format!("{n} {unit}s") }
 }
 
 #[cfg(test)]
@@ -237,7 +233,15 @@ mod tests {
 
     #[test]
     fn iso_rejects_garbage() {
-        for bad in ["", "yesterday", "2026-13-01T00:00:00Z", "2026-02-30", "2026-06-01T25:00:00Z", "2026-6-1", "2026-06-01T10:00:00.abcZ"] {
+        for bad in [
+            "",
+            "yesterday",
+            "2026-13-01T00:00:00Z",
+            "2026-02-30",
+            "2026-06-01T25:00:00Z",
+            "2026-6-1",
+            "2026-06-01T10:00:00.abcZ",
+        ] {
             assert_eq!(parse_iso(bad), None, "{bad}");
         }
     }

@@ -35,7 +35,7 @@ pub use beads::{BeadCreated, BeadHooked, BeadLabelsChanged, BeadStatusChanged, D
 pub use convoys::{ConvoyBeadSpec, ConvoyCreated, ConvoyStarted, feature_branch};
 pub use mail::{EscalationAcknowledged, EscalationRaised, MailSent, NudgeQueued, TriageResolved};
 pub use results::{ActionResult, Reconciled};
-pub use review::{PrConflictDetected, PrFeedbackDetected, PrState, PrStatusChanged, PrAutoMerge, ReworkRequested};
+pub use review::{PrAutoMerge, PrConflictDetected, PrFeedbackDetected, PrState, PrStatusChanged, ReworkRequested};
 pub use town::{RigAdded, RigConfigured, TownConfigured};
 
 use crate::time::Millis;

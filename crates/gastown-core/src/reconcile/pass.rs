@@ -90,20 +90,12 @@ impl<'s> Pass<'s> {
     /// The name of a new polecat of `rig_id` (S4): the first of POLECAT_NAMES not used by an agent
     /// of the rig nor given earlier in this pass, else `Polecat-<n>` with the smallest free n ≥ 1.
     pub(super) fn polecat_name(&mut self, rig_id: &str) -> String {
-        let used: BTreeSet<&str> = self
-            .s
-            .agents
-            .values()
-            .filter(|a| a.rig_id.as_deref() == Some(rig_id))
-            .map(|a| a.name.as_str())
-            .collect();
+        let used: BTreeSet<&str> =
+            self.s.agents.values().filter(|a| a.rig_id.as_deref() == Some(rig_id)).map(|a| a.name.as_str()).collect();
         let taken = self.names_taken.entry(rig_id.to_owned()).or_default();
         let free = |n: &str| !used.contains(n) && !taken.contains(n);
         let name = POLECAT_NAMES.iter().find(|n| free(n)).map(|n| (*n).to_owned()).unwrap_or_else(|| {
-            (1_u64..)
-                .map(|i| format!("Polecat-{i}"))
-                .find(|n| free(n))
-                .unwrap_or_else(|| "Polecat".to_owned())
+            (1_u64..).map(|i| format!("Polecat-{i}")).find(|n| free(n)).unwrap_or_else(|| "Polecat".to_owned())
         });
         taken.insert(name.clone());
         name

@@ -121,9 +121,9 @@ impl Deps {
 
     /// Every edge, ordered by (bead_id, depends_on).
     pub fn edges(&self) -> impl Iterator<Item = Dep> + '_ {
-        self.forward.iter().flat_map(|(b, m)| {
-            m.iter().map(move |(d, k)| Dep { bead_id: b.clone(), depends_on: d.clone(), kind: *k })
-        })
+        self.forward
+            .iter()
+            .flat_map(|(b, m)| m.iter().map(move |(d, k)| Dep { bead_id: b.clone(), depends_on: d.clone(), kind: *k }))
     }
 
     /// Whether adding a `blocks` edge `from → to` would close a cycle (a self-edge included):

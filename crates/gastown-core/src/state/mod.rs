@@ -20,8 +20,8 @@ use serde::{Deserialize, Serialize};
 
 pub use deps::{Dep, DepKind, Deps};
 pub use entities::{
-    Agent, AgentStatus, Bead, BeadStatus, BeadType, ConvoyRecord, EscalationRecord, FailureReason, Liveness, MailRecord, MergeMode,
-    Nudge, NudgeMode, NudgePriority, Priority, ReviewRecord, Rig, Role, Severity,
+    Agent, AgentStatus, Bead, BeadStatus, BeadType, ConvoyRecord, EscalationRecord, FailureReason, Liveness, MailRecord,
+    MergeMode, Nudge, NudgeMode, NudgePriority, Priority, ReviewRecord, Rig, Role, Severity,
 };
 pub use rings::{DedupRing, RecentEvent, RecentEvents, RecentId};
 

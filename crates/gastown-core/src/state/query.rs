@@ -105,10 +105,7 @@ impl TownState {
     /// Open blockers of `bead_id`: targets of its `blocks` edges that exist and are live
     /// (a missing target blocks nothing).
     pub fn open_blockers<'a>(&'a self, bead_id: &str) -> impl Iterator<Item = &'a Bead> + 'a {
-        self.deps
-            .targets(bead_id, DepKind::Blocks)
-            .filter_map(|t| self.beads.get(t))
-            .filter(|b| b.status.is_live())
+        self.deps.targets(bead_id, DepKind::Blocks).filter_map(|t| self.beads.get(t)).filter(|b| b.status.is_live())
     }
 
     /// Whether `bead_id` has an open blocker.
@@ -129,10 +126,7 @@ impl TownState {
     /// The convoy `bead_id` tracks, if any.
     #[must_use]
     pub fn convoy_of(&self, bead_id: &str) -> Option<&Bead> {
-        self.deps
-            .targets(bead_id, DepKind::Tracks)
-            .filter_map(|t| self.beads.get(t))
-            .find(|c| c.bead_type == BeadType::Convoy)
+        self.deps.targets(bead_id, DepKind::Tracks).filter_map(|t| self.beads.get(t)).find(|c| c.bead_type == BeadType::Convoy)
     }
 
     /// The source an MR tracks (`tracks` target), if it exists.
