@@ -38,6 +38,7 @@ pub fn from_msgpack<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> 
 
 /// What a fold makes of a stored event message (E1, ARCHITECTURE §9.5).
 #[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant, reason = "one value per stored message, consumed at once by the fold")]
 pub enum Stored {
     /// A decodable event.
     Event(Envelope),

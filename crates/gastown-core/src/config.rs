@@ -230,13 +230,13 @@ impl TownConfig {
     /// is skipped.
     pub fn merge_lenient(&mut self, patch: &Map<String, Value>) {
         for (k, v) in patch {
-            if k == "refinery" {
-                if let Value::Object(m) = v {
-                    for (rk, rv) in m {
-                        let _ignored = self.refinery.set_key(rk, rv);
-                    }
-                    continue;
+            if k == "refinery"
+                && let Value::Object(m) = v
+            {
+                for (rk, rv) in m {
+                    let _ignored = self.refinery.set_key(rk, rv);
                 }
+                continue;
             }
             let _ignored = self.set_key(k, v);
         }

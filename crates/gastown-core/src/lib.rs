@@ -38,7 +38,7 @@ pub mod time;
 pub mod testing;
 
 pub use action::Action;
-pub use apply::{apply, apply_stored};
+pub use apply::{apply, apply_stored, recent_event_message};
 pub use event::{Envelope, Event};
 pub use reconcile::{Decision, next_wakeup, reconcile};
 pub use state::TownState;

@@ -13,7 +13,7 @@ mod payload;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-pub use apply::apply_action;
+pub use apply::{apply_action, apply_result};
 pub use payload::{ActionMessage, publish_payload};
 
 use crate::state::{AgentStatus, BeadStatus, Role, Severity};

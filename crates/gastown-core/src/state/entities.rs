@@ -282,6 +282,7 @@ pub struct ConvoyRecord {
     pub last_landing_mr_attempt_at: Option<Millis>,
 }
 
+#[allow(clippy::derivable_impls, reason = "wire_enum! takes no per-variant attributes, so #[default] cannot be placed")]
 impl Default for MergeMode {
     fn default() -> Self {
         Self::ReviewThenLand

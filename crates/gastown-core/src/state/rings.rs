@@ -121,6 +121,12 @@ impl RecentEvents {
         }
     }
 
+    /// Removes and returns the oldest entry when `keep` or more are held, so that `apply` can
+    /// reuse its buffers for the next [`push`](Self::push) instead of allocating new ones.
+    pub fn take_oldest_if_full(&mut self, keep: usize) -> Option<RecentEvent> {
+        if self.0.len() >= keep { self.0.pop_front() } else { None }
+    }
+
     /// Entries, oldest first.
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = &RecentEvent> {
         self.0.iter()
