@@ -1,6 +1,8 @@
 //! The state change of each action inside a `reconciled` event (AC1), and of the executor results
 //! that report on published actions (AC2).
 
+use std::fmt::Write as _;
+
 use serde_json::Value;
 
 use super::{Action, CreateAgent};
@@ -18,11 +20,7 @@ use crate::time::Millis;
 /// Applies action `index` of the decision stored at `seq`, at effective time `t` (AC1). Every id
 /// the action names raises `id_seq` to its number, whether or not anything is created (R0.2).
 pub fn apply_action(state: &mut TownState, seq: u64, index: usize, t: Millis, action: &Action) {
-    for id in action.named_ids() {
-        if let Some(n) = reserved_number(id) {
-            ops::take_id(state, n);
-        }
-    }
+    consume_named_ids(state, action);
     let s = state;
     match action {
         Action::TransitionBead { bead_id, to, reason, .. } => {
@@ -52,7 +50,7 @@ pub fn apply_action(state: &mut TownState, seq: u64, index: usize, t: Millis, ac
         Action::ResetAgentDispatchAttempts { agent_id } => reset_agent_dispatch_attempts(s, agent_id),
         Action::DeleteAgent { agent_id, .. } => delete_agent(s, agent_id, t),
         Action::DispatchAgent { agent_id, bead_id, rig_id, create } => {
-            dispatch_agent(s, &format!("{seq}:{index}"), agent_id, bead_id, rig_id, create.as_ref(), t);
+            dispatch_agent(s, (seq, index), agent_id, bead_id, rig_id, create.as_ref(), t);
         }
         Action::StopAgent { agent_id, .. } => {
             if let Some(a) = s.agents.get_mut(agent_id) {
@@ -186,6 +184,32 @@ pub fn apply_action(state: &mut TownState, seq: u64, index: usize, t: Millis, ac
     }
 }
 
+/// R0.2: every id the action names (`Action::named_ids`) raises `id_seq` to its number. Written
+/// out per variant so that the fold allocates nothing for it; a test keeps it equal to
+/// `named_ids`.
+fn consume_named_ids(s: &mut TownState, action: &Action) {
+    let mut take = |id: &str| {
+        if let Some(n) = reserved_number(id) {
+            ops::take_id(s, n);
+        }
+    };
+    match action {
+        Action::DispatchAgent { agent_id, .. } => take(agent_id),
+        Action::SendNudge { nudge_id, .. } => take(nudge_id),
+        Action::CreateTriageRequest { bead_id, .. }
+        | Action::NotifyMayor { bead_id, .. }
+        | Action::CreateLandingMr { bead_id, .. }
+        | Action::CreateTriageBatch { bead_id, .. } => take(bead_id),
+        Action::ReEscalate { mail_id, .. } => mail_id.as_deref().into_iter().for_each(take),
+        Action::OpenEscalation { bead_id, request_id, mail_id, .. } => {
+            take(bead_id);
+            take(request_id);
+            mail_id.as_deref().into_iter().for_each(take);
+        }
+        _ => {}
+    }
+}
+
 /// `transition_agent`: the new status; entering `stalled` stamps `stalled_at`, leaving clears it.
 fn transition_agent(a: &mut Agent, to: AgentStatus, t: Millis) {
     if to == AgentStatus::Stalled && a.status != AgentStatus::Stalled {
@@ -248,7 +272,7 @@ fn delete_agent(s: &mut TownState, agent_id: &str, t: Millis) {
 /// hooked to the bead (no-op when the hook does not take), then starts it and counts the attempt.
 fn dispatch_agent(
     s: &mut TownState,
-    action_id: &str,
+    (seq, index): (u64, usize),
     agent_id: &str,
     bead_id: &str,
     rig_id: &str,
@@ -286,13 +310,16 @@ fn dispatch_agent(
         a.active_tools.clear();
         a.stalled_at = None;
         a.dispatch_attempts = a.dispatch_attempts.saturating_add(1);
-        a.current_dispatch_id = Some(action_id.to_owned());
+        // The action id `<seq>:<index>`, written into the previous id's buffer.
+        let id = a.current_dispatch_id.get_or_insert_with(String::new);
+        id.clear();
+        let _infallible = write!(id, "{seq}:{index}");
         if a.liveness != Liveness::Alive {
             a.liveness = Liveness::Unseen;
         }
     }
-    ops::set_plain(s, bead_id, BeadStatus::InProgress, t);
     if let Some(b) = s.beads.get_mut(bead_id) {
+        ops::set_status_on(b, BeadStatus::InProgress, None, ops::CODE_RECONCILER, t);
         b.dispatch_attempts = b.dispatch_attempts.saturating_add(1);
         b.last_dispatch_attempt_at = Some(t);
         b.updated_at = t;
@@ -435,5 +462,27 @@ fn poll_result(s: &mut TownState, r: &ActionResult, t: Millis) {
     }
     if rec.poll_null_count >= POLL_NULL_LIMIT || rec.poll_error_count >= POLL_ERROR_LIMIT {
         ops::fail_review(s, id, "PR status unavailable", "pr_poll_failed", t);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::consume_named_ids;
+    use crate::apply::strategies::arb_action;
+    use crate::ids::reserved_number;
+    use crate::state::TownState;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn consumed_ids_are_exactly_the_named_ids(a in arb_action()) {
+            let mut s = TownState::new("t1");
+            consume_named_ids(&mut s, &a);
+            let expected = a.named_ids().into_iter().filter_map(reserved_number).max().unwrap_or(0);
+            prop_assert_eq!(s.id_seq, expected);
+        }
     }
 }

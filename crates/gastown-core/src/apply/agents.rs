@@ -206,8 +206,8 @@ fn create_review(s: &mut TownState, d: &AgentDone, h: &str, t: Millis) {
         pr_url: d.pr_url.clone().filter(|u| ops::valid_pr_url(u)),
         ..ReviewRecord::default()
     });
-    s.beads.insert(id.clone(), mr);
     s.deps.insert(&id, h, DepKind::Tracks);
+    s.beads.insert(id, mr);
     ops::take_id(s, n);
 }
 

@@ -74,9 +74,11 @@ pub(crate) fn identity(name: &str, role: Role, rig_id: Option<&str>, town_id: &s
 /// sets the status and `updated_at`, and on a terminal status `closed_at` and `final_status`
 /// (S5.T); `failed` also records `failure_reason`. Returns whether the status changed.
 pub(crate) fn set_status(s: &mut TownState, bead_id: &str, to: BeadStatus, reason: Option<&str>, code: &str, t: Millis) -> bool {
-    let Some(b) = s.beads.get_mut(bead_id) else {
-        return false;
-    };
+    s.beads.get_mut(bead_id).is_some_and(|b| set_status_on(b, to, reason, code, t))
+}
+
+/// `set_status` on a bead already looked up.
+pub(crate) fn set_status_on(b: &mut Bead, to: BeadStatus, reason: Option<&str>, code: &str, t: Millis) -> bool {
     if b.is_terminal() || b.status == to {
         return false;
     }

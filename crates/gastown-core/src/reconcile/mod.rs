@@ -21,6 +21,9 @@ mod pass;
 mod review;
 mod wakeup;
 
+#[cfg(test)]
+mod properties;
+
 pub use wakeup::next_wakeup;
 
 use crate::action::Action;
