@@ -44,7 +44,7 @@ fn fail_at_cap(b: &Bead) -> Action {
 /// B1: dispatches each eligible issue to an idle, unhooked polecat of its rig, or to a new one.
 fn b1_lazy_assignment(p: &mut Pass<'_>) {
     let s = p.s;
-    for b in s.beads_in_order() {
+    for b in p.beads_in_order() {
         if !b1_candidate(p, b) || p.draining {
             continue;
         }
@@ -95,7 +95,7 @@ fn b1_lazy_assignment(p: &mut Pass<'_>) {
 /// B2: an `open` issue whose assignee is missing or not hooked to it loses the assignee.
 fn b2_stale_assignee(p: &mut Pass<'_>) {
     let s = p.s;
-    for b in s.beads_in_order() {
+    for b in p.beads_in_order() {
         let Some(assignee) = b.assignee.as_deref() else { continue };
         if b.bead_type != BeadType::Issue
             || b.status != BeadStatus::Open
@@ -143,16 +143,15 @@ fn b3_redispatch_idle_hooked(p: &mut Pass<'_>) {
 /// its cap) and loses its assignee.
 fn b4_agent_lost(p: &mut Pass<'_>) {
     let s = p.s;
-    for b in s.beads_in_order() {
+    for b in p.beads_in_order() {
         if b.bead_type != BeadType::Issue
             || b.status != BeadStatus::InProgress
             || !older_than(Some(b.updated_at), STALE_IN_PROGRESS, p.now)
         {
             continue;
         }
-        let held = s
-            .hooked_agents(&b.bead_id)
-            .any(|a| matches!(a.status, AgentStatus::Working | AgentStatus::Stalled) || s.heard(a, p.now));
+        let held =
+            p.hooked(&b.bead_id).any(|a| matches!(a.status, AgentStatus::Working | AgentStatus::Stalled) || s.heard(a, p.now));
         if held {
             continue;
         }
@@ -172,7 +171,7 @@ fn b4_agent_lost(p: &mut Pass<'_>) {
 /// merged) or reopened (all failed).
 fn b5_orphaned_in_review(p: &mut Pass<'_>) {
     let s = p.s;
-    for b in s.beads_in_order() {
+    for b in p.beads_in_order() {
         if b.bead_type != BeadType::Issue
             || b.status != BeadStatus::InReview
             || !older_than(Some(b.updated_at), ORPHANED_SOURCE, p.now)
@@ -223,8 +222,7 @@ fn b6_breaker_announcement(p: &mut Pass<'_>) {
 pub(super) fn deadlines(p: &Pass<'_>, out: &mut Vec<Millis>) {
     let s = p.s;
     for b in s.beads.values() {
-        let hooked_by_idle_polecat =
-            || s.hooked_agents(&b.bead_id).any(|a| a.role == Role::Polecat && a.status == AgentStatus::Idle);
+        let hooked_by_idle_polecat = || p.hooked(&b.bead_id).any(|a| a.role == Role::Polecat && a.status == AgentStatus::Idle);
         let dispatchable = b1_candidate(p, b) || (b.status == BeadStatus::Open && hooked_by_idle_polecat());
         if dispatchable
             && b.dispatch_attempts < s.max_attempts(b.rig_id.as_deref())
@@ -236,7 +234,7 @@ pub(super) fn deadlines(p: &Pass<'_>, out: &mut Vec<Millis>) {
             continue;
         }
         if b.status == BeadStatus::InProgress
-            && !s.hooked_agents(&b.bead_id).any(|a| matches!(a.status, AgentStatus::Working | AgentStatus::Stalled))
+            && !p.hooked(&b.bead_id).any(|a| matches!(a.status, AgentStatus::Working | AgentStatus::Stalled))
         {
             out.push(b.updated_at.saturating_add(STALE_IN_PROGRESS));
         }

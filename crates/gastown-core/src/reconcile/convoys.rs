@@ -16,8 +16,7 @@ const LANDING_AWAITING_APPROVAL: &str = "landing_awaiting_approval";
 
 /// Runs the group's rules for the pass.
 pub(super) fn run(p: &mut Pass<'_>) {
-    let s = p.s;
-    for convoy in s.beads_in_order() {
+    for convoy in p.beads_in_order() {
         if convoy.bead_type != BeadType::Convoy || convoy.status != BeadStatus::Open {
             continue;
         }

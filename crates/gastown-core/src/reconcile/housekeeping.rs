@@ -19,7 +19,7 @@ pub(super) fn run(p: &mut Pass<'_>) {
 /// MAIL_REDELIVER_AFTER, is handed over (again).
 fn h1_redeliver_mail(p: &mut Pass<'_>) {
     let s = p.s;
-    for b in s.beads_in_order() {
+    for b in p.beads_in_order() {
         if b.bead_type != BeadType::Message || b.status != BeadStatus::Open {
             continue;
         }
@@ -49,8 +49,7 @@ fn h2_redeliver_nudges(p: &mut Pass<'_>) {
 /// H3: an open, unacknowledged escalation moves one severity step per ESCALATION_STEP of age, at
 /// most MAX_RE_ESCALATIONS times; a step to medium or above mails the mayor.
 fn h3_re_escalate(p: &mut Pass<'_>) {
-    let s = p.s;
-    for b in s.beads_in_order() {
+    for b in p.beads_in_order() {
         let Some(e) = b.escalation.as_ref() else { continue };
         if b.bead_type != BeadType::Escalation || b.status != BeadStatus::Open || e.acknowledged {
             continue;
@@ -67,15 +66,15 @@ fn h3_re_escalate(p: &mut Pass<'_>) {
 }
 
 /// Open triage requests in C3 order.
-fn open_triage_requests(s: &TownState) -> Vec<&crate::state::Bead> {
-    s.beads_in_order().into_iter().filter(|b| b.is_triage_request() && b.status == BeadStatus::Open).collect()
+fn open_triage_requests<'s>(p: &Pass<'s>) -> Vec<&'s crate::state::Bead> {
+    p.beads_in_order().into_iter().filter(|b| b.is_triage_request() && b.status == BeadStatus::Open).collect()
 }
 
 /// H4: open triage requests and no live (or recently failed) patrol triage batch → one batch of
 /// every open request, in the rig of the oldest request (else the first rig).
 fn h4_triage_batch(p: &mut Pass<'_>) {
     let s = p.s;
-    let requests = open_triage_requests(s);
+    let requests = open_triage_requests(p);
     let Some(oldest) = requests.first() else { return };
     let batches = || s.beads.values().filter(|b| TownState::is_triage_batch(b));
     if batches().any(|b| matches!(b.status, BeadStatus::Open | BeadStatus::InProgress)) {
@@ -117,7 +116,7 @@ pub(super) fn deadlines(p: &Pass<'_>, out: &mut Vec<Millis>) {
             out.push(handed.saturating_add(NUDGE_REDELIVER_AFTER));
         }
     }
-    if !open_triage_requests(s).is_empty() {
+    if !open_triage_requests(p).is_empty() {
         for b in s.beads.values().filter(|b| TownState::is_triage_batch(b) && b.status == BeadStatus::Failed) {
             if let Some(closed) = b.closed_at {
                 out.push(closed.saturating_add(TRIAGE_BATCH_COOLDOWN));

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::Decision;
 use crate::action::Action;
 use crate::constants::{MAX_ACTIONS_PER_PASS, POLECAT_NAMES};
-use crate::state::{AgentStatus, Role, TownState};
+use crate::state::{Agent, AgentStatus, Bead, Role, TownState};
 use crate::time::Millis;
 
 /// The state of one pass: the pre-pass town, `now`, and what earlier rules of the pass did.
@@ -28,11 +28,21 @@ pub(super) struct Pass<'s> {
     claimed: BTreeSet<String>,
     names_taken: BTreeMap<String, BTreeSet<String>>,
     dispatched_polecats: BTreeMap<String, u32>,
+    /// Agents by the bead they are hooked to, built once: rules ask per bead.
+    hooks: BTreeMap<&'s str, Vec<&'s Agent>>,
+    /// Beads in C3 order, sorted once per pass.
+    ordered: Vec<&'s Bead>,
 }
 
 impl<'s> Pass<'s> {
     pub(super) fn new(s: &'s TownState, now: Millis) -> Self {
         let breaker_count = s.breaker_count(now);
+        let mut hooks: BTreeMap<&'s str, Vec<&'s Agent>> = BTreeMap::new();
+        for a in s.agents.values() {
+            if let Some(h) = a.hook.as_deref() {
+                hooks.entry(h).or_default().push(a);
+            }
+        }
         Self {
             s,
             now,
@@ -45,7 +55,19 @@ impl<'s> Pass<'s> {
             claimed: BTreeSet::new(),
             names_taken: BTreeMap::new(),
             dispatched_polecats: BTreeMap::new(),
+            hooks,
+            ordered: s.beads_in_order(),
         }
+    }
+
+    /// Agents hooked to `bead_id`, by agent id (the pre-pass state's hooks).
+    pub(super) fn hooked(&self, bead_id: &str) -> impl Iterator<Item = &'s Agent> + '_ {
+        self.hooks.get(bead_id).into_iter().flat_map(|v| v.iter().copied())
+    }
+
+    /// Beads of every type in C3 order.
+    pub(super) fn beads_in_order(&self) -> Vec<&'s Bead> {
+        self.ordered.clone()
     }
 
     /// Emits the actions one rule decides for one entity (kept or dropped together by R0.8).

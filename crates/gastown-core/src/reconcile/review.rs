@@ -13,13 +13,13 @@ use crate::time::{Millis, older_than};
 /// Runs the group's rules for the pass.
 pub(super) fn run(p: &mut Pass<'_>) {
     let s = p.s;
-    for mr in s.beads_in_order() {
+    for mr in p.beads_in_order() {
         if mr.bead_type == BeadType::MergeRequest && matches!(mr.status, BeadStatus::Open | BeadStatus::InProgress) {
             per_mr(p, mr);
         }
     }
     for rig_id in s.rigs.keys() {
-        let open: Vec<&Bead> = s
+        let open: Vec<&Bead> = p
             .beads_in_order()
             .into_iter()
             .filter(|b| {
@@ -38,19 +38,20 @@ pub(super) fn run(p: &mut Pass<'_>) {
 }
 
 /// Whether a `working` or `stalled` agent is hooked to `bead_id`.
-fn has_busy_agent(s: &TownState, bead_id: &str) -> bool {
-    s.hooked_agents(bead_id).any(|a| matches!(a.status, AgentStatus::Working | AgentStatus::Stalled))
+fn has_busy_agent(p: &Pass<'_>, bead_id: &str) -> bool {
+    p.hooked(bead_id).any(|a| matches!(a.status, AgentStatus::Working | AgentStatus::Stalled))
 }
 
 /// The Q1 guard except the age: `in_progress`, `pr_url` set, `code_review(rig)`, not
 /// `awaiting_approval`, no `working`/`stalled` agent hooked.
-fn q1_candidate(s: &TownState, mr: &Bead) -> bool {
+fn q1_candidate(p: &Pass<'_>, mr: &Bead) -> bool {
+    let s = p.s;
     let Some(review) = mr.review.as_ref() else { return false };
     mr.status == BeadStatus::InProgress
         && review.pr_url.is_some()
         && s.resolved(mr.rig_id.as_deref()).code_review
         && !review.awaiting_approval
-        && !has_busy_agent(s, &mr.bead_id)
+        && !has_busy_agent(p, &mr.bead_id)
 }
 
 /// Q1–Q5 for one MR.
@@ -61,7 +62,7 @@ fn per_mr(p: &mut Pass<'_>, mr: &Bead) {
         return;
     }
     // Q1: orphaned PR review.
-    if q1_candidate(s, mr) && older_than(Some(mr.updated_at), ORPHANED_PR_REVIEW, now) {
+    if q1_candidate(p, mr) && older_than(Some(mr.updated_at), ORPHANED_PR_REVIEW, now) {
         p.emit(vec![Action::TransitionBead {
             bead_id: mr.bead_id.clone(),
             from: mr.status,
@@ -96,21 +97,21 @@ fn per_mr(p: &mut Pass<'_>, mr: &Bead) {
         return;
     }
     // Q4: stuck.
-    if older_than(Some(mr.updated_at), STUCK_REVIEW, now) && !has_busy_agent(s, &mr.bead_id) {
+    if older_than(Some(mr.updated_at), STUCK_REVIEW, now) && !has_busy_agent(p, &mr.bead_id) {
         let mut actions = vec![Action::TransitionBead {
             bead_id: mr.bead_id.clone(),
             from: mr.status,
             to: BeadStatus::Open,
             reason: "stuck review, no working agent".to_owned(),
         }];
-        if let Some(idle) = s.hooked_agents(&mr.bead_id).find(|a| a.status == AgentStatus::Idle) {
+        if let Some(idle) = p.hooked(&mr.bead_id).find(|a| a.status == AgentStatus::Idle) {
             actions.push(Action::UnhookAgent { agent_id: idle.agent_id.clone(), reason: "stuck review cleanup".to_owned() });
         }
         p.emit(actions);
         return;
     }
     // Q5: abandoned (only when Q4 did not fire).
-    if older_than(Some(mr.updated_at), ABANDONED_MR, now) && s.hooked_agents(&mr.bead_id).next().is_none() {
+    if older_than(Some(mr.updated_at), ABANDONED_MR, now) && p.hooked(&mr.bead_id).next().is_none() {
         p.emit(vec![Action::TransitionBead {
             bead_id: mr.bead_id.clone(),
             from: mr.status,
@@ -293,17 +294,17 @@ pub(super) fn deadlines(p: &Pass<'_>, out: &mut Vec<Millis>) {
         let review = mr.review.clone().unwrap_or_default();
         if review.pr_url.is_some() {
             // Q1: updated_at + ORPHANED_PR_REVIEW.
-            if q1_candidate(s, mr) {
+            if q1_candidate(p, mr) {
                 out.push(mr.updated_at + ORPHANED_PR_REVIEW);
             }
             // Q2: last_poll_at + PR_POLL_INTERVAL.
             if let Some(last) = review.last_poll_at {
                 out.push(last + PR_POLL_INTERVAL);
             }
-        } else if !s.has_open_blocker(&mr.bead_id) && !has_busy_agent(s, &mr.bead_id) {
+        } else if !s.has_open_blocker(&mr.bead_id) && !has_busy_agent(p, &mr.bead_id) {
             // Q4, Q5.
             out.push(mr.updated_at + STUCK_REVIEW);
-            if s.hooked_agents(&mr.bead_id).next().is_none() {
+            if p.hooked(&mr.bead_id).next().is_none() {
                 out.push(mr.updated_at + ABANDONED_MR);
             }
         }
