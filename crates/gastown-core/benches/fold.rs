@@ -142,6 +142,20 @@ fn fold_rate(c: &mut Criterion) {
             black_box(s.last_seq)
         });
     });
+    // Baseline of the same run: decoding the same events from their stored MessagePack form,
+    // which a worker does before folding. The fold should cost no more than the decode.
+    let stored: Vec<Vec<u8>> = events.iter().filter_map(|(_, e)| gastown_core::codec::to_msgpack(e).ok()).collect();
+    g.bench_function(BenchmarkId::new("decode_msgpack_baseline", stored.len()), |b| {
+        b.iter(|| {
+            let mut n = 0_usize;
+            for bytes in &stored {
+                if let gastown_core::codec::Stored::Event(e) = gastown_core::codec::decode_stored(bytes) {
+                    n += e.id.len();
+                }
+            }
+            black_box(n)
+        });
+    });
     g.finish();
 }
 
