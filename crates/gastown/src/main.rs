@@ -1,0 +1,2 @@
+//! The gastown CLI.
+fn main() {}
