@@ -1,2 +1,11 @@
-//! The gastown CLI.
-fn main() {}
+//! The `gastown` binary: parses arguments, starts logging, and hands over to [`gastown::run`].
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = gastown::Cli::parse();
+    gastown::init_logging();
+    gastown::main_with(cli)
+}
