@@ -17,7 +17,9 @@
 //! - `append`: the fenced [`Bus::append_event`], [`Bus::event_at`], [`Bus::publish_action`],
 //!   [`Bus::town_events`], [`Bus::town_last_seq`];
 //! - [`codec`]: body codecs (re-exported from core);
-//! - `shares`: [`Membership`], [`rendezvous_owner`] and [`partition_consumer`].
+//! - `shares`: [`Membership`], [`rendezvous_owner`] and [`partition_consumer`];
+//! - [`lease`]: the owner/standby loop of one partition ([`lease::Lease`]) around a role's
+//!   [`lease::PartitionHandler`], and the retry helpers ([`lease::Backoff`], [`lease::retry_when`]).
 
 #![deny(missing_docs)]
 
@@ -25,6 +27,7 @@ mod append;
 pub mod codec;
 mod error;
 pub mod headers;
+pub mod lease;
 mod names;
 mod setup;
 mod shares;

@@ -5,15 +5,9 @@
 //! the agent memory ([`crate::memory`]) and only then acks.
 //!
 //! # Shares (ARCHITECTURE §9.3)
-//! The member joins the `ingest` membership. Each HB partition has one durable pull consumer
-//! (pinned priority group), shared by every member. The partition's rendezvous owner pulls it at
-//! once. Another member only watches it as a standby: every `standby_delay` it reads the
-//! consumer, and when heartbeats are waiting that nobody took since the last look (the owner is
-//! dead or stuck and the membership has not noticed yet), it pulls the partition itself until it
-//! stays idle for a standby delay or the membership changes. A pinned consumer pins whichever
-//! puller gets the first message, so a standby must not pull while the owner lives, or the
-//! shares would be random. A member that stops being the owner stays off the partition, so its
-//! pin expires (`priority_timeout`, shorter than `standby_delay`) and the new owner takes over.
+//! The member joins the `ingest` membership and holds every HB partition through
+//! [`gastown_bus::lease::Lease`]: the rendezvous owner pulls it at once, another member watches
+//! it as a standby and takes it over only when heartbeats wait that nobody takes (decision 0007).
 //! Pinning is not exclusivity: deterministic event ids (E1) and compare-and-set memory writes
 //! make an overlap harmless.
 //!
@@ -37,12 +31,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream;
-use async_nats::jetstream::consumer::{Consumer, pull};
 use async_nats::jetstream::stream::LastRawMessageErrorKind;
-use futures::{FutureExt, StreamExt};
-use gastown_bus::{
-    AgentId, Bus, BusError, ErrorKind, Membership, ShareConfig, TownId, headers, partition_consumer, partition_of,
-};
+use gastown_bus::lease::{Acquisition, Backoff, Disposition, Flow, Lease, PartitionHandler, retry_when, transient};
+use gastown_bus::{AgentId, Bus, BusError, ErrorKind, Membership, Names, ShareConfig, TownId, headers, partition_of};
 use gastown_core::Envelope;
 use gastown_core::constants::{ACTIVITY_GRANULARITY, HEARTBEAT_LOST};
 use gastown_core::heartbeat::{Filter, Heartbeat, HeldMessage, Step, decode};
@@ -57,15 +48,6 @@ use crate::metrics::IngestMetrics;
 
 /// The membership role of ingest instances.
 pub const ROLE: &str = "ingest";
-
-/// Heartbeats pulled per request (a pull expires well inside the pin timeout).
-const PULL_BATCH: usize = 256;
-
-/// Longest pause between two retries of an unavailable bus.
-const BACKOFF_MAX: Duration = Duration::from_secs(2);
-
-/// First pause before retrying an unavailable bus.
-const BACKOFF_MIN: Duration = Duration::from_millis(50);
 
 /// Settings of the heartbeat consumer.
 #[derive(Debug, Clone)]
@@ -147,20 +129,17 @@ pub async fn run_heartbeats(
             Ok(())
         });
     }
-    let cfg = Arc::new(cfg);
-    for p in 0..cfg.partitions {
-        let partition = Partition {
-            p,
-            bus: Arc::clone(&bus),
-            cfg: Arc::clone(&cfg),
-            filter: cfg.filter(),
-            memory: Arc::clone(&memory),
-            metrics: Arc::clone(&metrics),
-            membership: Arc::clone(&membership),
-            shutdown: stop.clone(),
-            acquired: false,
-        };
-        tasks.spawn(partition.run().instrument(debug_span!("hb_partition", partition = p)));
+    let handler = Arc::new(HbPartitions {
+        bus: Arc::clone(&bus),
+        filter: cfg.filter(),
+        cfg,
+        memory: Arc::clone(&memory),
+        metrics: Arc::clone(&metrics),
+        shutdown: stop.clone(),
+    });
+    for lease in Lease::every_partition(&bus, &membership, &handler, &bus.names.hb_stream(), Names::hb_partition_filter) {
+        let span = debug_span!("hb_partition", partition = lease.p);
+        tasks.spawn(lease.run(stop.clone()).instrument(span));
     }
 
     let mut outcome = Ok(());
@@ -190,38 +169,6 @@ pub async fn run_heartbeats(
     outcome
 }
 
-/// What a message or a session came to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Flow {
-    /// Go on.
-    Continue,
-    /// Shutdown: stop here (the message in hand, if any, is not acked).
-    Stop,
-}
-
-/// Why a pull session ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum SessionEnd {
-    /// Shutdown.
-    Stop,
-    /// The member gives the partition up (no longer its owner, or a standby after a membership
-    /// change): stay off it for the standby delay.
-    Release,
-    /// The pull stream broke: open a new one.
-    Reopen,
-}
-
-/// What a standby watch came to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Standby {
-    /// Shutdown.
-    Stop,
-    /// The member became the partition's owner.
-    Owner,
-    /// The partition has heartbeats nobody pulls: take it over.
-    TakeOver,
-}
-
 /// What a message of the HB stream is.
 enum Input {
     /// A decoded heartbeat.
@@ -230,215 +177,41 @@ enum Input {
     Expired,
 }
 
-/// One HB partition as seen by this member.
-struct Partition {
-    p: u32,
+/// The HB partitions as handled by this member (one [`Lease`] each).
+struct HbPartitions {
     bus: Arc<Bus>,
-    cfg: Arc<HeartbeatsConfig>,
+    cfg: HeartbeatsConfig,
     filter: Filter,
     memory: Arc<MemoryStore>,
     metrics: Arc<IngestMetrics>,
-    membership: Arc<Membership>,
     shutdown: CancellationToken,
-    /// The start-up check ran since the member last gave the partition up.
-    acquired: bool,
 }
 
-impl Partition {
-    async fn run(mut self) -> Result<(), IngestError> {
-        let stream = self.bus.names.hb_stream();
-        let filter = self.bus.names.hb_partition_filter(self.p);
-        let mut changes = self.membership.changes();
-        let mut backoff = Backoff::new();
-        let mut consumer: Option<Consumer<pull::Config>> = None;
-        loop {
-            if self.shutdown.is_cancelled() {
-                return Ok(());
-            }
-            let c = match &consumer {
-                Some(c) => c.clone(),
-                None => {
-                    let Some(c) = retry(&self.shutdown, "open the partition consumer", || {
-                        partition_consumer(&self.bus, &stream, ROLE, self.p, filter.clone(), self.cfg.priority_timeout)
-                    })
-                    .await?
-                    else {
-                        return Ok(());
-                    };
-                    consumer = Some(c.clone());
-                    c
-                }
-            };
-            let end = if self.membership.preferred(self.p) {
-                self.session(&c, &mut changes, true).await?
-            } else {
-                match self.standby_watch(&c, &mut changes).await {
-                    Standby::Stop => return Ok(()),
-                    Standby::Owner => continue,
-                    Standby::TakeOver => self.session(&c, &mut changes, false).await?,
-                }
-            };
-            match end {
-                SessionEnd::Stop => return Ok(()),
-                SessionEnd::Release => {
-                    debug!(partition = self.p, "partition released");
-                    self.acquired = false;
-                    backoff = Backoff::new();
-                }
-                SessionEnd::Reopen => {
-                    consumer = None;
-                    if !backoff.wait(&self.shutdown).await {
-                        return Ok(());
-                    }
-                }
-            }
-        }
+impl PartitionHandler for HbPartitions {
+    type Error = IngestError;
+
+    async fn acquired(&self, p: u32, _how: Acquisition) -> Result<Flow, IngestError> {
+        self.acquire(p).await
     }
 
-    /// Stays off a partition this member does not own: every standby delay, looks whether its
-    /// consumer has heartbeats waiting that nobody takes (the delivered sequence did not move), and
-    /// then takes it over; returns at once when the member becomes the owner.
-    async fn standby_watch(&self, consumer: &Consumer<pull::Config>, changes: &mut tokio::sync::watch::Receiver<u64>) -> Standby {
-        let mut last_delivered = None;
-        let mut membership_alive = true;
-        let mut tick = tokio::time::interval(self.cfg.standby_delay);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                () = self.shutdown.cancelled() => return Standby::Stop,
-                changed = changes.changed(), if membership_alive => {
-                    if changed.is_err() {
-                        membership_alive = false;
-                    } else if self.membership.preferred(self.p) {
-                        return Standby::Owner;
-                    }
-                }
-                _ = tick.tick() => match consumer.get_info().await {
-                    Ok(info) => {
-                        let delivered = info.delivered.stream_sequence;
-                        if info.num_pending > 0 && last_delivered == Some(delivered) {
-                            warn!(partition = self.p, pending = info.num_pending, "heartbeat partition not pulled by its owner, taking it over");
-                            return Standby::TakeOver;
-                        }
-                        last_delivered = Some(delivered);
-                    }
-                    Err(err) => debug!(partition = self.p, cause = %err, "standby cannot read the partition consumer"),
-                },
-            }
-        }
+    async fn message(&self, _p: u32, msg: &jetstream::Message) -> Result<Disposition, IngestError> {
+        self.handle(msg).await
     }
 
-    /// Pulls the partition until shutdown, a release or a broken stream. An owner session starts
-    /// with the start-up check; a standby session runs it when it first receives a message (it
-    /// then holds the pin) and gives the partition back after a standby delay without messages
-    /// or at the next membership change.
-    async fn session(
-        &mut self,
-        consumer: &Consumer<pull::Config>,
-        changes: &mut tokio::sync::watch::Receiver<u64>,
-        mut owner: bool,
-    ) -> Result<SessionEnd, IngestError> {
-        if owner && !self.acquired {
-            if self.acquire().await? == Flow::Stop {
-                return Ok(SessionEnd::Stop);
-            }
-            self.acquired = true;
-        }
-        let pull_expiry = (self.cfg.priority_timeout / 3).clamp(Duration::from_millis(200), Duration::from_secs(5));
-        let opened = consumer
-            .stream()
-            .group(gastown_bus::SHARE_GROUP)
-            .max_messages_per_batch(PULL_BATCH)
-            .expires(pull_expiry)
-            .heartbeat(pull_expiry / 2)
-            .messages()
-            .await;
-        let mut messages = match opened {
-            Ok(m) => m,
-            Err(err) => {
-                warn!(partition = self.p, cause = %err, "cannot pull the heartbeat partition");
-                return Ok(SessionEnd::Reopen);
-            }
-        };
-        let mut membership_alive = true;
-        let idle = tokio::time::sleep(self.cfg.standby_delay);
-        tokio::pin!(idle);
-        loop {
-            tokio::select! {
-                biased;
-                () = self.shutdown.cancelled() => {
-                    give_back(&mut messages).await;
-                    return Ok(SessionEnd::Stop);
-                }
-                changed = changes.changed(), if membership_alive => {
-                    if changed.is_err() {
-                        membership_alive = false;
-                        continue;
-                    }
-                    if !self.membership.preferred(self.p) {
-                        // A former owner, or a standby that lets the new owner take the pin:
-                        // finish what was already received, then stop pulling.
-                        return self.finish_buffered(&mut messages).await;
-                    }
-                    if !owner {
-                        owner = true;
-                        if !self.acquired {
-                            if self.acquire().await? == Flow::Stop {
-                                return Ok(SessionEnd::Stop);
-                            }
-                            self.acquired = true;
-                        }
-                    }
-                }
-                () = &mut idle, if !owner => return self.finish_buffered(&mut messages).await,
-                next = messages.next() => match next {
-                    None => return Ok(SessionEnd::Reopen),
-                    Some(Err(err)) => {
-                        warn!(partition = self.p, cause = %err, "heartbeat pull failed");
-                        return Ok(SessionEnd::Reopen);
-                    }
-                    Some(Ok(msg)) => {
-                        if !self.acquired {
-                            // A standby that received a message holds the pin: it took over.
-                            info!(partition = self.p, "heartbeat partition taken over as a standby");
-                            if self.acquire().await? == Flow::Stop {
-                                return Ok(SessionEnd::Stop);
-                            }
-                            self.acquired = true;
-                        }
-                        if self.handle(&msg).await? == Flow::Stop {
-                            give_back(&mut messages).await;
-                            return Ok(SessionEnd::Stop);
-                        }
-                        idle.as_mut().reset(tokio::time::Instant::now() + self.cfg.standby_delay);
-                    }
-                },
-            }
-        }
-    }
+    fn released(&self, _p: u32) {}
+}
 
-    /// Processes the heartbeats already received by the client before the partition is given up
-    /// (so they are not left to the ack timeout).
-    async fn finish_buffered(&self, messages: &mut pull::Stream) -> Result<SessionEnd, IngestError> {
-        while let Some(Some(Ok(msg))) = messages.next().now_or_never() {
-            if self.handle(&msg).await? == Flow::Stop {
-                give_back(messages).await;
-                return Ok(SessionEnd::Stop);
-            }
-        }
-        Ok(SessionEnd::Release)
-    }
-
+impl HbPartitions {
     /// The E5 start-up check for every agent of the partition with a stored memory.
-    async fn acquire(&self) -> Result<Flow, IngestError> {
+    async fn acquire(&self, p: u32) -> Result<Flow, IngestError> {
         let n = self.cfg.partitions;
-        self.memory.forget_partition(self.p, n);
+        self.memory.forget_partition(p, n);
         let Some(agents) = retry(&self.shutdown, "list the ingest memory", || self.memory.agents()).await? else {
             return Ok(Flow::Stop);
         };
         let stream = self.bus.js.get_stream_no_info(self.bus.names.hb_stream()).await.map_err(BusError::from)?;
         let mut checked = 0_usize;
-        for (town, agent) in agents.iter().filter(|(town, _)| partition_of(town.as_str(), n) == self.p) {
+        for (town, agent) in agents.iter().filter(|(town, _)| partition_of(town.as_str(), n) == p) {
             let subject = self.bus.names.hb_agent_stored_filter(town, agent);
             let Some(held) = retry(&self.shutdown, "read the held heartbeat", || held_message(&stream, &subject)).await? else {
                 return Ok(Flow::Stop);
@@ -451,25 +224,24 @@ impl Partition {
             }
             checked += 1;
         }
-        debug!(partition = self.p, agents = checked, "heartbeat partition acquired");
+        debug!(partition = p, agents = checked, "heartbeat partition acquired");
         Ok(Flow::Continue)
     }
 
-    /// Processes one message of the partition and acks it (unless shutdown interrupts it).
-    async fn handle(&self, msg: &jetstream::Message) -> Result<Flow, IngestError> {
+    /// Processes one message of the partition: [`Disposition::Ack`] once it is done (or
+    /// dropped), [`Disposition::Stop`] when shutdown interrupts it.
+    async fn handle(&self, msg: &jetstream::Message) -> Result<Disposition, IngestError> {
         let (seq, tau) = match msg.info() {
             Ok(info) => (info.stream_sequence, unix_millis(info.published)),
             Err(err) => {
                 warn!(subject = %msg.subject, cause = %err, "heartbeat without stream metadata, dropped");
-                self.ack(msg).await;
-                return Ok(Flow::Continue);
+                return Ok(Disposition::Ack);
             }
         };
         let Some((_, town, agent)) = self.bus.names.parse_hb_stored(msg.subject.as_str()) else {
             debug!(subject = %msg.subject, seq, "heartbeat subject with invalid ids, rejected");
             self.metrics.rejected.add(&["bad_id"], 1);
-            self.ack(msg).await;
-            return Ok(Flow::Continue);
+            return Ok(Disposition::Ack);
         };
         let span = debug_span!("heartbeat", town = town.as_str(), agent = agent.as_str(), seq);
         async {
@@ -478,8 +250,7 @@ impl Partition {
                 Some(reason) if reason == headers::MARKER_MAX_AGE => Input::Expired,
                 Some(reason) => {
                     debug!(reason, "delete marker that is not an expiry, ignored");
-                    self.ack(msg).await;
-                    return Ok(Flow::Continue);
+                    return Ok(Disposition::Ack);
                 }
                 None => match decode(&msg.payload, header(headers::CONTENT_TYPE).as_deref()) {
                     Ok(hb) => {
@@ -489,8 +260,7 @@ impl Partition {
                     Err(reject) => {
                         debug!(reason = reject.reason(), cause = %reject, "heartbeat rejected");
                         self.metrics.rejected.add(&[reject.reason()], 1);
-                        self.ack(msg).await;
-                        return Ok(Flow::Continue);
+                        return Ok(Disposition::Ack);
                     }
                 },
             };
@@ -498,8 +268,7 @@ impl Partition {
                 && m.seq >= seq
             {
                 debug!(last = m.seq, "heartbeat already processed, acked again");
-                self.ack(msg).await;
-                return Ok(Flow::Continue);
+                return Ok(Disposition::Ack);
             }
             let traceparent = header(headers::TRACEPARENT);
             let flow = match &input {
@@ -524,10 +293,10 @@ impl Partition {
                     .await?
                 }
             };
-            if flow == Flow::Continue {
-                self.ack(msg).await;
-            }
-            Ok(flow)
+            Ok(match flow {
+                Flow::Continue => Disposition::Ack,
+                Flow::Stop => Disposition::Stop,
+            })
         }
         .instrument(span)
         .await
@@ -622,23 +391,6 @@ impl Partition {
             }
         }
     }
-
-    /// Acks a message; a failed ack only means a redelivery, which the ids make harmless.
-    async fn ack(&self, msg: &jetstream::Message) {
-        if let Err(err) = msg.ack().await {
-            warn!(cause = %err, "heartbeat ack failed; it will be redelivered");
-        }
-    }
-}
-
-/// At shutdown, hands the heartbeats already received but not processed back to the server
-/// (nak), so the next puller gets them without waiting for the ack timeout.
-async fn give_back(messages: &mut pull::Stream) {
-    while let Some(Some(Ok(msg))) = messages.next().now_or_never() {
-        if let Err(err) = msg.ack_with(jetstream::AckKind::Nak(None)).await {
-            debug!(cause = %err, "nak at shutdown failed; the heartbeat waits for its ack timeout");
-        }
-    }
 }
 
 /// What the agent's heartbeat subject holds (E5 start-up check).
@@ -661,29 +413,13 @@ async fn held_message<I>(stream: &jetstream::stream::Stream<I>, subject: &str) -
 
 /// Runs `op` until it succeeds, retrying with backoff while its error is worth a retry (the bus
 /// unavailable). `Ok(None)` on shutdown.
-async fn retry<T, E, F, Fut>(shutdown: &CancellationToken, what: &str, mut op: F) -> Result<Option<T>, E>
+async fn retry<T, E, F, Fut>(shutdown: &CancellationToken, what: &str, op: F) -> Result<Option<T>, E>
 where
     E: Retryable + std::fmt::Display,
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, E>>,
 {
-    let mut backoff = Backoff::new();
-    loop {
-        let result = tokio::select! {
-            () = shutdown.cancelled() => return Ok(None),
-            r = op() => r,
-        };
-        match result {
-            Ok(v) => return Ok(Some(v)),
-            Err(err) if err.retryable() => {
-                warn!(cause = %err, "cannot {what}, retrying");
-                if !backoff.wait(shutdown).await {
-                    return Ok(None);
-                }
-            }
-            Err(err) => return Err(err),
-        }
-    }
+    retry_when(shutdown, what, E::retryable, op).await
 }
 
 /// Errors a retry can help with.
@@ -693,34 +429,13 @@ trait Retryable {
 
 impl Retryable for BusError {
     fn retryable(&self) -> bool {
-        matches!(self.kind(), ErrorKind::Unavailable | ErrorKind::Other)
+        transient(self)
     }
 }
 
 impl Retryable for MemoryError {
     fn retryable(&self) -> bool {
         self.is_unavailable()
-    }
-}
-
-/// Exponential backoff between [`BACKOFF_MIN`] and [`BACKOFF_MAX`].
-struct Backoff {
-    next: Duration,
-}
-
-impl Backoff {
-    fn new() -> Self {
-        Self { next: BACKOFF_MIN }
-    }
-
-    /// Sleeps; false when shutdown came first.
-    async fn wait(&mut self, shutdown: &CancellationToken) -> bool {
-        let pause = self.next;
-        self.next = (self.next * 2).min(BACKOFF_MAX);
-        tokio::select! {
-            () = shutdown.cancelled() => false,
-            () = tokio::time::sleep(pause) => true,
-        }
     }
 }
 

@@ -1,72 +1,10 @@
 //! The counters of DOMAIN §M2, kept in one place so exporting them over OTLP is wiring, not a
-//! rewrite. Each is a plain atomic (or a small map behind a mutex for labelled ones); nothing here
-//! talks to the network.
+//! rewrite. Each is a plain atomic or a `gastown_telemetry` primitive; nothing here talks to the
+//! network.
 
-use std::collections::BTreeMap;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 
-/// A counter with one string label set (`{status}`, `{reason}`, …).
-#[derive(Debug, Default)]
-pub struct LabelledCounter {
-    values: Mutex<BTreeMap<Vec<String>, u64>>,
-}
-
-impl LabelledCounter {
-    /// Adds `n` to the series with these label values.
-    pub fn add(&self, labels: &[&str], n: u64) {
-        let key: Vec<String> = labels.iter().map(|l| (*l).to_owned()).collect();
-        if let Ok(mut m) = self.values.lock() {
-            *m.entry(key).or_default() += n;
-        }
-    }
-
-    /// The value of one series.
-    #[must_use]
-    pub fn get(&self, labels: &[&str]) -> u64 {
-        let key: Vec<String> = labels.iter().map(|l| (*l).to_owned()).collect();
-        self.values.lock().ok().and_then(|m| m.get(&key).copied()).unwrap_or(0)
-    }
-
-    /// The sum over every series.
-    #[must_use]
-    pub fn total(&self) -> u64 {
-        self.values.lock().map(|m| m.values().sum()).unwrap_or(0)
-    }
-
-    /// Every series and its value.
-    #[must_use]
-    pub fn snapshot(&self) -> Vec<(Vec<String>, u64)> {
-        self.values.lock().map(|m| m.iter().map(|(k, v)| (k.clone(), *v)).collect()).unwrap_or_default()
-    }
-}
-
-/// A histogram kept as count and sum (milliseconds); exported with fixed boundaries later.
-#[derive(Debug, Default)]
-pub struct DurationStat {
-    count: AtomicU64,
-    sum_us: AtomicU64,
-}
-
-impl DurationStat {
-    /// Records one duration in microseconds.
-    pub fn record_us(&self, us: u64) {
-        self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_us.fetch_add(us, Ordering::Relaxed);
-    }
-
-    /// Number of observations.
-    #[must_use]
-    pub fn count(&self) -> u64 {
-        self.count.load(Ordering::Relaxed)
-    }
-
-    /// Sum of observations in microseconds.
-    #[must_use]
-    pub fn sum_us(&self) -> u64 {
-        self.sum_us.load(Ordering::Relaxed)
-    }
-}
+pub use gastown_telemetry::{DurationStat, LabelledCounter};
 
 /// The ingest counters of DOMAIN §M2.
 #[derive(Debug, Default)]
@@ -92,12 +30,12 @@ pub struct IngestMetrics {
 impl IngestMetrics {
     /// Adds one to an unlabelled counter.
     pub fn inc(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
+        gastown_telemetry::inc(counter);
     }
 
     /// Reads an unlabelled counter.
     #[must_use]
     pub fn read(counter: &AtomicU64) -> u64 {
-        counter.load(Ordering::Relaxed)
+        gastown_telemetry::read(counter)
     }
 }

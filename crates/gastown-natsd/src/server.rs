@@ -197,6 +197,9 @@ impl NatsServer {
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log_err))
+            // Its own process group: a Ctrl-C in the terminal reaches the owner, which stops the
+            // server after its services have drained, not the server first.
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| NatsdError::io("spawning", &self.binary.path, e))?;

@@ -7,18 +7,35 @@
 //! # Layout
 //! - [`Cli`] and [`Command`]: the flags and subcommands (clap derive; every deployment flag also
 //!   reads a `GASTOWN_*` / `NATS_URL` variable);
+//! - `common`: flag groups shared by several services (streams, partition shares) and checks;
 //! - `ingest`: `gastown ingest`, the ingest service;
+//! - `reconciler`: `gastown reconciler`, a reconciler worker;
+//! - `sim`: `gastown sim`, the simulated agents, executor and SCM;
+//! - `town`: `gastown town <town> ...`, operator commands over request-reply;
+//! - `up`: `gastown up`, everything in one process (with an embedded nats-server by default)
+//!   and its live summary (`summary`);
 //! - `shutdown`: SIGINT/SIGTERM → a cancellation token, with a forced exit after a grace period.
 
+mod common;
 mod ingest;
+mod reconciler;
 mod shutdown;
+mod sim;
+mod summary;
+mod town;
+mod up;
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-pub use ingest::IngestArgs;
+pub use common::{ShareArgs, StreamArgs};
+pub use ingest::{IngestArgs, IngestTuning};
+pub use reconciler::{ReconcilerArgs, ReconcilerTuning};
+pub use sim::{SimArgs, SimTuning};
+pub use town::{AgentCommand, BeadCommand, BeadOpts, ConvoyCommand, EscalationCommand, RigCommand, TownArgs, TownCommand};
+pub use up::UpArgs;
 
 /// Exit status of a configuration error (`EX_USAGE`).
 pub const EXIT_USAGE: u8 = 64;
@@ -37,6 +54,7 @@ pub struct Cli {
 
 /// Flags every service shares.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Deployment (every command)")]
 pub struct GlobalArgs {
     /// NATS server URL(s), comma-separated.
     #[arg(long, env = "NATS_URL", global = true)]
@@ -58,14 +76,35 @@ pub struct GlobalArgs {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run ingest, a reconciler worker and (with --demo) the simulator in one process; with
+    /// NATS_URL unset, against an embedded nats-server (installed on first use).
+    Up(UpArgs),
     /// Run the ingest service (heartbeat filter and command service) until SIGINT/SIGTERM.
     Ingest(IngestArgs),
+    /// Run a reconciler worker (partition shares, passes, decisions, actions) until SIGINT/SIGTERM.
+    Reconciler(ReconcilerArgs),
+    /// Run the simulator (agent containers, executor, fake SCM) until SIGINT/SIGTERM.
+    Sim(SimArgs),
+    /// Send a command to a town and print the reply (NATS_URL defaults to nats://127.0.0.1:4222).
+    Town(TownArgs),
 }
 
-/// Starts `tracing` from `RUST_LOG` (default `info`), writing to stderr.
-pub fn init_logging() {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+impl Cli {
+    /// The log filter used when `RUST_LOG` is unset: `info` for the services, `warn` for `up`
+    /// (its summary on stdout tells the story) and the short-lived `town` commands.
+    #[must_use]
+    pub fn default_log_filter(&self) -> &'static str {
+        match self.command {
+            Command::Up(_) | Command::Town(_) => "warn",
+            Command::Ingest(_) | Command::Reconciler(_) | Command::Sim(_) => "info",
+        }
+    }
+}
+
+/// Starts `tracing` from `RUST_LOG` (default `default_filter`), writing to stderr.
+pub fn init_logging(default_filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     let _already = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
@@ -75,15 +114,59 @@ pub fn init_logging() {
 pub fn main_with(cli: Cli) -> ExitCode {
     let grace = Duration::from_secs(cli.global.shutdown_grace_s);
     match cli.command {
+        Command::Up(args) => {
+            let Some(plan) = checked(up::config(&cli.global, &args)) else { return ExitCode::from(EXIT_USAGE) };
+            run_service(grace, |token| up::run(plan, token))
+        }
         Command::Ingest(args) => {
-            let config = match ingest::config(&cli.global, &args) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("gastown: {e}");
-                    return ExitCode::from(EXIT_USAGE);
-                }
-            };
+            let Some(config) = checked(ingest::config(&cli.global, &args)) else { return ExitCode::from(EXIT_USAGE) };
             run_service(grace, |token| ingest::run(config, token))
+        }
+        Command::Reconciler(args) => {
+            let Some(config) = checked(reconciler::config(&cli.global, &args)) else { return ExitCode::from(EXIT_USAGE) };
+            run_service(grace, |token| reconciler::run(config, token))
+        }
+        Command::Sim(args) => {
+            let Some(config) = checked(sim::config(&cli.global, &args)) else { return ExitCode::from(EXIT_USAGE) };
+            run_service(grace, |token| sim::run(config, token))
+        }
+        Command::Town(args) => {
+            let Some(request) = checked(town::config(&cli.global, &args)) else { return ExitCode::from(EXIT_USAGE) };
+            run_client(town::run(request))
+        }
+    }
+}
+
+/// A checked configuration, or the one-line error printed to stderr.
+fn checked<T>(result: anyhow::Result<T>) -> Option<T> {
+    match result {
+        Ok(c) => Some(c),
+        Err(e) => {
+            eprintln!("gastown: {e:#}");
+            None
+        }
+    }
+}
+
+/// Runs a short-lived client command on a `current_thread` runtime (STYLE §8): `Ok(true)`
+/// exits 0, `Ok(false)` (the server refused) and errors exit 1.
+fn run_client<Fut>(fut: Fut) -> ExitCode
+where
+    Fut: std::future::Future<Output = anyhow::Result<bool>>,
+{
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("gastown: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(fut) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("gastown: {e:#}");
+            ExitCode::FAILURE
         }
     }
 }

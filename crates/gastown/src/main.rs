@@ -6,6 +6,6 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = gastown::Cli::parse();
-    gastown::init_logging();
+    gastown::init_logging(cli.default_log_filter());
     gastown::main_with(cli)
 }
