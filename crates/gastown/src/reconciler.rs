@@ -54,8 +54,8 @@ pub struct ReconcilerTuning {
     /// Snapshots kept per town [default: 8].
     #[arg(long, env = "GASTOWN_SNAPSHOT_HISTORY")]
     pub snapshot_history: Option<usize>,
-    /// Compact a town's events older than its snapshot once this many lie before it (optional;
-    /// off by default: every event is kept).
+    /// Compaction of a town's events before its oldest kept snapshot (ARCHITECTURE §9.4). Not
+    /// implemented yet: every event is kept, and setting this is refused as a configuration error.
     #[arg(long, env = "GASTOWN_COMPACT_AFTER")]
     pub compact_after: Option<u64>,
     /// INVARIANT_REPORT_INTERVAL in seconds: how often a still-active violation is reported again
