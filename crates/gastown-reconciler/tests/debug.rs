@@ -120,9 +120,7 @@ impl Reply {
 
 async fn request(client: &async_nats::Client, prefix: &str, t: &str, op: &str, body: &str) -> Reply {
     let subject = format!("{prefix}.debug.{t}.{op}");
-    let msg = within(60, "no debug reply (service not running?)", client.request(subject, body.to_owned().into()))
-        .await
-        .unwrap();
+    let msg = within(60, "no debug reply (service not running?)", client.request(subject, body.to_owned().into())).await.unwrap();
     let header = |name: &str| msg.headers.as_ref().and_then(|h| h.get(name)).map(|v| v.as_str().to_owned());
     Reply {
         body: msg.payload.to_vec(),
@@ -345,9 +343,11 @@ async fn a_recorded_run_replays_exactly_and_debug_changes_nothing() {
     .await;
 
     // $SRV discovery of the worker's service.
-    let ping: Value = serde_json::from_slice(&nc.request("$SRV.PING.gastown-reconciler", "".into()).await.unwrap().payload).unwrap();
+    let ping: Value =
+        serde_json::from_slice(&nc.request("$SRV.PING.gastown-reconciler", "".into()).await.unwrap().payload).unwrap();
     assert_eq!(ping["name"], "gastown-reconciler");
-    let info: Value = serde_json::from_slice(&nc.request("$SRV.INFO.gastown-reconciler", "".into()).await.unwrap().payload).unwrap();
+    let info: Value =
+        serde_json::from_slice(&nc.request("$SRV.INFO.gastown-reconciler", "".into()).await.unwrap().payload).unwrap();
     assert_eq!(info["endpoints"][0]["subject"], "gastown.debug.*.*", "{info}");
     assert_eq!(info["endpoints"][0]["name"], "debug", "{info}");
     let stats = || async {
@@ -411,8 +411,7 @@ async fn a_recorded_run_replays_exactly_and_debug_changes_nothing() {
         let expected = expected_replay(t, &events, from, to);
         assert_eq!(reply.text(), expected.to_json_string(), "replay #{i} of {t} [{}, {}]", format_iso(from), format_iso(to));
         non_empty += u64::from(expected.events_replayed > 0);
-        let entries: Vec<Value> =
-            index.get(t).await.unwrap().map(|v| serde_json::from_slice(&v).unwrap()).unwrap_or_default();
+        let entries: Vec<Value> = index.get(t).await.unwrap().map(|v| serde_json::from_slice(&v).unwrap()).unwrap_or_default();
         from_snapshot += u64::from(entries.iter().any(|e| e["clock"].as_i64().unwrap() < from));
     }
     assert!(non_empty >= 20, "most windows hold events ({non_empty})");
@@ -458,8 +457,12 @@ fn scripted(n: u64, t0: Millis) -> Vec<(String, Ev)> {
             2 => polecat_registered(&format!("p{}", i % 7)),
             3 => resumed(&format!("p{}", i % 7)),
             _ => Ev {
-                event: BeadLabelsChanged { bead_id: format!("b{}", (i / 10) * 10 + 1), add: vec![format!("l{}", i % 5)], remove: vec![] }
-                    .into(),
+                event: BeadLabelsChanged {
+                    bead_id: format!("b{}", (i / 10) * 10 + 1),
+                    add: vec![format!("l{}", i % 5)],
+                    remove: vec![],
+                }
+                .into(),
                 at: None,
                 id: None,
                 source: "cmd:bead.label".into(),
@@ -497,7 +500,9 @@ async fn every_error_has_its_code_and_exact_message() {
     let invalid = "Invalid date format. Use ISO 8601 timestamps.";
     replay(ok("yesterday", "2026-06-01T10:03:00Z")).await.assert_error(400, invalid);
     replay(r#"{"from":"2026-06-01T10:03:00Z","to":17}"#.into()).await.assert_error(400, invalid);
-    replay(ok("2026-06-01T10:04:00Z", "2026-06-01T10:03:00Z")).await.assert_error(400, "\"from\" must be before or equal to \"to\"");
+    replay(ok("2026-06-01T10:04:00Z", "2026-06-01T10:03:00Z"))
+        .await
+        .assert_error(400, "\"from\" must be before or equal to \"to\"");
     for bad in ["0", "-5", "1.5", "\"9\""] {
         let body = format!(r#"{{"from":"2026-06-01T10:00:00Z","to":"2026-06-01T10:03:00Z","timeout_ms":{bad}}}"#);
         replay(body).await.assert_error(400, "invalid timeout_ms");
@@ -508,7 +513,8 @@ async fn every_error_has_its_code_and_exact_message() {
     request(&nc, "gastown", "e1", "dry-run", "[1]").await.assert_error(400, "invalid body: expected object");
 
     // 404 for every operation on a town with no events.
-    for (op, body) in [("status", String::new()), ("dry-run", String::new()), ("replay", ok("2026-06-01T10:00:00Z", "2026-06-01T10:03:00Z"))]
+    for (op, body) in
+        [("status", String::new()), ("dry-run", String::new()), ("replay", ok("2026-06-01T10:00:00Z", "2026-06-01T10:03:00Z"))]
     {
         request(&nc, "gastown", "nobody", op, &body).await.assert_error(404, "unknown town: nobody");
     }
@@ -516,7 +522,9 @@ async fn every_error_has_its_code_and_exact_message() {
     // 413: a big window with a tiny budget; the number is the value in force.
     let all = ok("2026-06-01T09:00:00Z", "2026-06-30T00:00:00Z");
     let tiny = json!({"from": "2026-06-01T09:00:00Z", "to": "2026-06-30T00:00:00Z", "timeout_ms": 1}).to_string();
-    request(&nc, "gastown", "big", "replay", &tiny).await.assert_error(413, "window too large to replay within 1 ms; narrow the window");
+    request(&nc, "gastown", "big", "replay", &tiny)
+        .await
+        .assert_error(413, "window too large to replay within 1 ms; narrow the window");
     // The default budget (4000 ms) is enough for the same window.
     let full = request(&nc, "gastown", "big", "replay", &all).await.assert_ok();
     assert_eq!(full["eventsReplayed"], 30_000);
@@ -550,7 +558,8 @@ async fn every_error_has_its_code_and_exact_message() {
     // And a responder that allows no fold at all refuses every operation (another prefix).
     let busy_bus = bus_with(&url, "busy").await;
     let none = start_service(&busy_bus, &nc, DebugConfig { max_concurrent_folds: 0, ..DebugConfig::default() }).await;
-    for (op, body) in [("status", String::new()), ("dry-run", String::new()), ("replay", ok("2026-06-01T10:00:00Z", "2026-06-01T10:03:00Z"))]
+    for (op, body) in
+        [("status", String::new()), ("dry-run", String::new()), ("replay", ok("2026-06-01T10:00:00Z", "2026-06-01T10:03:00Z"))]
     {
         request(&nc, "busy", "t1", op, &body).await.assert_error(503, "busy, retry");
     }
@@ -658,9 +667,13 @@ async fn a_foreign_python_client_gets_every_reply_and_error() {
     let none = start_service(&busy_bus, &nc, DebugConfig { max_concurrent_folds: 0, ..DebugConfig::default() }).await;
 
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("debug_client.py");
-    let out = within(60, "the Python client hung (no reply from the service?)", tokio::process::Command::new(&python).arg(&script).arg(&url).output())
-        .await
-        .expect("run the Python client");
+    let out = within(
+        60,
+        "the Python client hung (no reply from the service?)",
+        tokio::process::Command::new(&python).arg(&script).arg(&url).output(),
+    )
+    .await
+    .expect("run the Python client");
     assert!(
         out.status.success(),
         "foreign client failed ({}):\nstdout: {}\nstderr: {}",

@@ -120,7 +120,7 @@ impl DebugOp {
 ///
 /// # Errors
 /// The server cannot be reached, nothing answers, or no reply comes in time.
-pub async fn run(nats_url: &str, prefix: &str, args: DebugArgs) -> anyhow::Result<u8> {
+pub(crate) async fn run(nats_url: &str, prefix: &str, args: DebugArgs) -> anyhow::Result<u8> {
     let names = match Names::new(prefix) {
         Ok(n) => n,
         Err(e) => {
@@ -157,9 +157,8 @@ pub async fn run(nats_url: &str, prefix: &str, args: DebugArgs) -> anyhow::Resul
         s.abort();
         eprint!("\r\x1b[2K");
     }
-    let reply = sent
-        .map_err(|_| anyhow::anyhow!("no reply on {subject} within {} s", wait.as_secs()))?
-        .map_err(|e| match e.kind() {
+    let reply =
+        sent.map_err(|_| anyhow::anyhow!("no reply on {subject} within {} s", wait.as_secs()))?.map_err(|e| match e.kind() {
             async_nats::RequestErrorKind::NoResponders => anyhow::anyhow!(
                 "nothing answers on {subject}: is a reconciler worker running (`gastown reconciler` or `gastown up`)?"
             ),
@@ -221,7 +220,7 @@ fn cell(v: Option<&Value>) -> String {
 /// A plain-text table: a header row, then one row per item; columns padded to their widest cell
 /// (by characters), the last one left unpadded.
 #[must_use]
-pub fn table(head: &[&str], rows: &[Vec<String>]) -> String {
+pub(crate) fn table(head: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = head.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (w, c) in widths.iter_mut().zip(row) {
@@ -277,19 +276,47 @@ fn section(out: &mut String, title: &str, head: &[&str], rows: &[Vec<String>]) {
     }
 }
 
-/// `key value` pairs of an object on one line, `-` for null.
-fn pairs(v: Option<&Value>) -> String {
-    v.and_then(Value::as_object)
-        .map(|o| o.iter().map(|(k, v)| format!("{k} {}", cell(Some(v)))).collect::<Vec<_>>().join(", "))
-        .unwrap_or_else(|| "-".to_owned())
+/// `key value` pairs of an object on one line, `-` for null: the keys of `order` first (the
+/// order of DOMAIN §D; a parsed `Value` sorts its keys), then any other, skipping `skip`.
+fn pairs_in(v: Option<&Value>, order: &[&str], skip: &[&str]) -> String {
+    let Some(o) = v.and_then(Value::as_object) else { return "-".to_owned() };
+    let known = order.iter().filter_map(|k| o.get_key_value(*k));
+    let others = o.iter().filter(|(k, _)| !order.contains(&k.as_str()));
+    let parts: Vec<String> =
+        known.chain(others).filter(|(k, _)| !skip.contains(&k.as_str())).map(|(k, v)| format!("{k} {}", cell(Some(v)))).collect();
+    parts.join(", ")
 }
+
+/// `key value` pairs in the object's own order.
+fn pairs(v: Option<&Value>) -> String {
+    pairs_in(v, &[], &[])
+}
+
+const AGENT_COUNTS: [&str; 5] = ["working", "idle", "stalled", "dead", "total"];
+const BEAD_COUNTS: [&str; 5] = ["open", "inProgress", "inReview", "failed", "triageRequests"];
+const PATROL: [&str; 4] = ["guppWarnings", "guppEscalations", "stalledAgents", "orphanedHooks"];
+const PASS_FIGURES: [&str; 10] = [
+    "ownerWorker",
+    "wallClockMs",
+    "eventsDrained",
+    "actionsEmitted",
+    "actionsByType",
+    "sideEffectsAttempted",
+    "sideEffectsSucceeded",
+    "sideEffectsFailed",
+    "invariantViolations",
+    "pendingEventCount",
+];
+const DRY_RUN_METRICS: [&str; 4] = ["actionsEmitted", "actionsByType", "pendingEventCount", "eventsDrained"];
 
 /// An action as one line: its type, then its other fields.
 fn action_line(a: &Value) -> String {
     let kind = cell(a.get("type"));
     let rest = a
         .as_object()
-        .map(|o| o.iter().filter(|(k, _)| k.as_str() != "type").map(|(k, v)| format!("{k}={}", cell(Some(v)))).collect::<Vec<_>>())
+        .map(|o| {
+            o.iter().filter(|(k, _)| k.as_str() != "type").map(|(k, v)| format!("{k}={}", cell(Some(v)))).collect::<Vec<_>>()
+        })
         .unwrap_or_default();
     if rest.is_empty() { kind } else { format!("{kind}  {}", rest.join(" ")) }
 }
@@ -307,7 +334,7 @@ fn actions(out: &mut String, list: Option<&Value>) {
 
 /// D1 for people.
 #[must_use]
-pub fn render_status(v: &Value) -> String {
+pub(crate) fn render_status(v: &Value) -> String {
     let mut out = String::new();
     let a = v.get("alarmStatus");
     let get = |k: &str| a.and_then(|a| a.get(k));
@@ -319,9 +346,9 @@ pub fn render_status(v: &Value) -> String {
         Some(ms) => writeln!(out, "next wake-up  {next} (in {:.1} s)", ms as f64 / 1000.0),
         None => writeln!(out, "next wake-up  none"),
     };
-    let _ignored = writeln!(out, "agents        {}", pairs(get("agents")));
-    let _ignored = writeln!(out, "beads         {}", pairs(get("beads")));
-    let _ignored = writeln!(out, "patrol        {}", pairs(get("patrol")));
+    let _ignored = writeln!(out, "agents        {}", pairs_in(get("agents"), &AGENT_COUNTS, &[]));
+    let _ignored = writeln!(out, "beads         {}", pairs_in(get("beads"), &BEAD_COUNTS, &[]));
+    let _ignored = writeln!(out, "patrol        {}", pairs_in(get("patrol"), &PATROL, &[]));
     let _ignored = writeln!(
         out,
         "draining      {}{}",
@@ -331,17 +358,10 @@ pub fn render_status(v: &Value) -> String {
             _ => String::new(),
         }
     );
-    let _ignored = writeln!(out, "breaker       {}", pairs(get("circuitBreaker")));
+    let _ignored = writeln!(out, "breaker       {}", pairs_in(get("circuitBreaker"), &["open", "count"], &[]));
     let rec = get("reconciler");
-    let owner = cell(rec.and_then(|r| r.get("ownerWorker")));
-    let figures = rec
-        .and_then(Value::as_object)
-        .map(|o| {
-            o.iter().filter(|(k, _)| k.as_str() != "ownerWorker").map(|(k, v)| format!("{k} {}", cell(Some(v)))).collect::<Vec<_>>()
-        })
-        .unwrap_or_default();
-    let _ignored = writeln!(out, "owner         {owner}");
-    let _ignored = writeln!(out, "last pass     {}", figures.join(", "));
+    let _ignored = writeln!(out, "owner         {}", cell(rec.and_then(|r| r.get("ownerWorker"))));
+    let _ignored = writeln!(out, "last pass     {}", pairs_in(rec, &PASS_FIGURES, &["ownerWorker"]));
     section(&mut out, "agents", &AGENT_HEAD, &rows(v.get("agentMeta"), &AGENT_KEYS));
     section(&mut out, "beads", &BEAD_HEAD, &rows(v.get("beadSummary"), &BEAD_KEYS));
     section(&mut out, "recent events", &["TIME", "TYPE", "MESSAGE"], &rows(get("recentEvents"), &["time", "type", "message"]));
@@ -350,10 +370,10 @@ pub fn render_status(v: &Value) -> String {
 
 /// D2 for people.
 #[must_use]
-pub fn render_dry_run(v: &Value) -> String {
+pub(crate) fn render_dry_run(v: &Value) -> String {
     let mut out = String::new();
     let _ignored = writeln!(out, "seq {}  now {}", cell(v.get("seq")), cell(v.get("now")));
-    let _ignored = writeln!(out, "metrics  {}", pairs(v.get("metrics")));
+    let _ignored = writeln!(out, "metrics  {}", pairs_in(v.get("metrics"), &DRY_RUN_METRICS, &[]));
     actions(&mut out, v.get("actions"));
     section(
         &mut out,
@@ -366,7 +386,7 @@ pub fn render_dry_run(v: &Value) -> String {
 
 /// D3 for people.
 #[must_use]
-pub fn render_replay(v: &Value, from: &str, to: &str) -> String {
+pub(crate) fn render_replay(v: &Value, from: &str, to: &str) -> String {
     let mut out = String::new();
     let _ignored = writeln!(out, "window   {from} .. {to}");
     let _ignored = writeln!(
@@ -413,7 +433,17 @@ mod tests {
         assert_eq!(parse(&["status", "t1"]).op.body(), "");
         assert_eq!(parse(&["dry-run", "t1"]).op.body(), "");
         assert_eq!(parse(&["dry-run", "t1", "--now", "2026-06-01T10:03:00Z"]).op.body(), r#"{"now":"2026-06-01T10:03:00Z"}"#);
-        let a = parse(&["replay", "t1", "--from", "2026-06-01T10:02:00Z", "--to", "2026-06-01T10:03:00Z", "--timeout-ms", "50", "--json"]);
+        let a = parse(&[
+            "replay",
+            "t1",
+            "--from",
+            "2026-06-01T10:02:00Z",
+            "--to",
+            "2026-06-01T10:03:00Z",
+            "--timeout-ms",
+            "50",
+            "--json",
+        ]);
         assert!(a.json);
         assert_eq!(a.op.name(), "replay");
         assert_eq!(a.op.body(), r#"{"from":"2026-06-01T10:02:00Z","timeout_ms":50,"to":"2026-06-01T10:03:00Z"}"#);
@@ -471,6 +501,6 @@ mod tests {
         )
         .unwrap();
         let text = render_dry_run(&dry);
-        assert!(text.starts_with("seq 8  now 2026-06-01T10:03:00.000Z\nmetrics  actionsEmitted 0, actionsByType -,"), "{text}");
+        assert!(text.starts_with("seq 8  now 2026-06-01T10:03:00.000Z\nmetrics  actionsEmitted 0, actionsByType -, pendingEventCount 0, eventsDrained 2\n"), "{text}");
     }
 }

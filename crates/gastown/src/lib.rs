@@ -14,9 +14,11 @@
 //! - `town`: `gastown town <town> ...`, operator commands over request-reply;
 //! - `up`: `gastown up`, everything in one process (with an embedded nats-server by default)
 //!   and its live summary (`summary`);
+//! - `debug_cmd`: `gastown debug status|dry-run|replay`, the debug views over request-reply;
 //! - `shutdown`: SIGINT/SIGTERM → a cancellation token, with a forced exit after a grace period.
 
 mod common;
+mod debug_cmd;
 mod ingest;
 mod reconciler;
 mod shutdown;
@@ -31,6 +33,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 pub use common::{ShareArgs, StreamArgs};
+pub use debug_cmd::{DebugArgs, DebugOp};
 pub use ingest::{IngestArgs, IngestTuning};
 pub use reconciler::{ReconcilerArgs, ReconcilerTuning};
 pub use sim::{SimArgs, SimTuning};
@@ -87,6 +90,9 @@ pub enum Command {
     Sim(SimArgs),
     /// Send a command to a town and print the reply (NATS_URL defaults to nats://127.0.0.1:4222).
     Town(TownArgs),
+    /// Ask the reconcilers about a town: status, dry-run or exact replay (NATS_URL defaults to
+    /// nats://127.0.0.1:4222).
+    Debug(DebugArgs),
 }
 
 impl Cli {
@@ -95,7 +101,7 @@ impl Cli {
     #[must_use]
     pub fn default_log_filter(&self) -> &'static str {
         match self.command {
-            Command::Up(_) | Command::Town(_) => "warn",
+            Command::Up(_) | Command::Town(_) | Command::Debug(_) => "warn",
             Command::Ingest(_) | Command::Reconciler(_) | Command::Sim(_) => "info",
         }
     }
@@ -133,6 +139,23 @@ pub fn main_with(cli: Cli) -> ExitCode {
         Command::Town(args) => {
             let Some(request) = checked(town::config(&cli.global, &args)) else { return ExitCode::from(EXIT_USAGE) };
             run_client(town::run(request))
+        }
+        Command::Debug(args) => {
+            let url = cli.global.nats_url.clone().unwrap_or_else(|| town::DEFAULT_LOCAL_URL.to_owned());
+            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("gastown: cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match rt.block_on(debug_cmd::run(&url, &cli.global.prefix, args)) {
+                Ok(code) => ExitCode::from(code),
+                Err(e) => {
+                    eprintln!("gastown: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
         }
     }
 }

@@ -397,7 +397,8 @@ fn print_banner(plan: &UpPlan, url: &str) {
     }
     lines.push(format!("  {gastown} town {town} bead sling \"{title}\" --rig r1"));
     lines.push(format!("  nats{server} sub '{prefix}.act.{town}.>'   # the actions the reconciler publishes"));
-    lines.push(format!("  (debug queries on {prefix}.debug.<town>.<op> come with a later issue)"));
+    lines.push(format!("  nats{server} req {prefix}.debug.{town}.status ''             # or: {gastown} debug status {town}"));
+    lines.push(format!("  nats{server} req {prefix}.debug.{town}.dry-run ''"));
     let text = lines.join("\n");
     if plan.json {
         eprintln!("{text}");
