@@ -20,7 +20,7 @@ use serde_json::{Map, Value};
 use crate::action::{Action, CreateAgent, PollFlags};
 use crate::constants::SETTLE_MAX_PASSES;
 use crate::event::*;
-use crate::state::{Agent, AgentStatus, Bead, BeadStatus, Priority, Role, TownState};
+use crate::state::{Agent, AgentStatus, Bead, BeadStatus, MergeMode, Priority, Role, TownState};
 use crate::{Decision, apply, next_wakeup, reconcile};
 
 pub use crate::time::{Millis, hours, mins, secs};
@@ -197,6 +197,31 @@ pub fn action_result(action_id: &str, action_type: &str, ok: bool) -> ActionResu
 pub fn container_eviction(instance: Option<&str>) -> Ev {
     ev(ContainerEviction { container_instance_id: instance.map(Into::into), reason: None })
 }
+/// `convoy_created{id, title, review-then-land, staged, beads}` with its feature branch.
+pub fn convoy_created(id: &str, title: &str, staged: bool, beads: Vec<ConvoyBeadSpec>) -> Ev {
+    ev(ConvoyCreated {
+        convoy_id: id.into(),
+        title: title.into(),
+        merge_mode: MergeMode::ReviewThenLand,
+        staged,
+        feature_branch: Some(feature_branch(id, title)),
+        beads,
+    })
+}
+
+/// One r1 issue of a convoy.
+pub fn convoy_bead(id: &str, depends_on: &[&str]) -> ConvoyBeadSpec {
+    ConvoyBeadSpec {
+        bead_id: id.into(),
+        title: id.into(),
+        body: None,
+        rig_id: "r1".into(),
+        priority: None,
+        labels: None,
+        depends_on: depends_on.iter().map(|d| (*d).to_owned()).collect(),
+    }
+}
+
 /// A decision carrying `actions`, stored as the next event (`base_seq` filled when folded).
 pub fn reconciled(actions: impl IntoIterator<Item = Action>) -> Ev {
     ev(Reconciled { at: 0, base_seq: 0, actions: actions.into_iter().collect() })

@@ -124,18 +124,6 @@ mod tests {
         TownState::new(TOWN)
     }
 
-    fn spec(id: &str, deps: &[&str]) -> ConvoyBeadSpec {
-        ConvoyBeadSpec {
-            bead_id: id.into(),
-            title: id.into(),
-            body: None,
-            rig_id: "r1".into(),
-            priority: None,
-            labels: None,
-            depends_on: deps.iter().map(|d| (*d).to_owned()).collect(),
-        }
-    }
-
     #[test]
     fn t25c_convoy_create_yields_convoy_created_with_its_feature_branch() {
         let body = json!({"convoy_id": "cv1", "title": "Login", "merge_mode": "review-then-land", "staged": true,
@@ -148,7 +136,7 @@ mod tests {
             merge_mode: MergeMode::ReviewThenLand,
             staged: true,
             feature_branch: Some("convoy/login/cv1/head".into()),
-            beads: vec![spec("c1", &[]), spec("c2", &["c1"])],
+            beads: vec![convoy_bead("c1", &[]), convoy_bead("c2", &["c1"])],
         };
         assert_eq!((env.event, fenced), (Event::ConvoyCreated(expected), true));
     }
@@ -164,7 +152,7 @@ mod tests {
             title: "one".into(),
             priority: Some(Priority::Low),
             labels: Some(vec!["ui".into()]),
-            ..spec("x", &[])
+            ..convoy_bead("x", &[])
         };
         let expected = ConvoyCreated {
             feature_branch: Some(feature_branch(&cv, "Big")),
@@ -230,7 +218,7 @@ mod tests {
         assert_eq!((e.code, e.message.as_str()), (ErrorCode::BadRequest, "dependency cycle among convoy beads"));
         let selfish = json!({"title": "x", "beads": [{"bead_id": "c1", "title": "a", "rig_id": "r1", "depends_on": ["c1"]}]});
         assert_eq!(msg(&empty(), "convoy.create", selfish), "dependency cycle among convoy beads");
-        assert!(!has_cycle(&[spec("c1", &["c2", "b-old"]), spec("c2", &[]), spec("c3", &["c1", "c2"])]));
+        assert!(!has_cycle(&[convoy_bead("c1", &["c2", "b-old"]), convoy_bead("c2", &[]), convoy_bead("c3", &["c1", "c2"])]));
     }
 
     #[test]

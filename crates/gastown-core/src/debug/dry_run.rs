@@ -5,7 +5,6 @@ use serde_json::Value;
 
 use super::counts::OrderedCounts;
 use super::error::{DebugError, INVALID_BODY, INVALID_DATE};
-use super::to_json;
 use crate::action::Action;
 use crate::invariant::Violation;
 use crate::state::TownState;
@@ -89,19 +88,7 @@ pub struct DryRunReply {
     pub invariant_violations: Vec<ViolationRow>,
 }
 
-impl DryRunReply {
-    /// The reply as JSON text, keys in the order of D2.
-    #[must_use]
-    pub fn to_json_string(&self) -> String {
-        to_json(self)
-    }
-
-    /// The reply as JSON bytes.
-    #[must_use]
-    pub fn to_vec(&self) -> Vec<u8> {
-        self.to_json_string().into_bytes()
-    }
-}
+super::json_reply!(DryRunReply, "D2");
 
 /// The `now` a dry-run uses: the requested (or responder's) instant, raised to `S.clock` as a
 /// live pass does.

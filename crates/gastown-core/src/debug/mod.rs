@@ -65,3 +65,24 @@ fn to_json<T: Serialize>(v: &T) -> String {
     serde_json::to_string(v)
         .unwrap_or_else(|e| DebugError { status: 500, message: format!("reply encoding: {e}") }.to_json_string())
 }
+
+/// `to_json_string` and `to_vec` for a reply struct whose field order is the order of its § D
+/// example.
+macro_rules! json_reply {
+    ($reply:ty, $section:literal) => {
+        impl $reply {
+            #[doc = concat!("The reply as JSON text, keys in the order of ", $section, ".")]
+            #[must_use]
+            pub fn to_json_string(&self) -> String {
+                super::to_json(self)
+            }
+
+            /// The reply as JSON bytes.
+            #[must_use]
+            pub fn to_vec(&self) -> Vec<u8> {
+                self.to_json_string().into_bytes()
+            }
+        }
+    };
+}
+use json_reply;

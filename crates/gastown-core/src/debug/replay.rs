@@ -8,7 +8,6 @@ use serde_json::Value;
 use super::counts::OrderedCounts;
 use super::error::{DebugError, FROM_AFTER_TO, INVALID_DATE, INVALID_TIMEOUT, MISSING_FROM_TO};
 use super::rows::{AgentRow, BeadRow, agent_rows, bead_rows};
-use super::to_json;
 use crate::action::Action;
 use crate::codec::Stored;
 use crate::constants::REPLAY_TIMEOUT_MS;
@@ -192,19 +191,7 @@ pub struct ReplayReply {
     pub state_snapshot: StateSnapshot,
 }
 
-impl ReplayReply {
-    /// The reply as JSON text, keys in the order of D3.
-    #[must_use]
-    pub fn to_json_string(&self) -> String {
-        to_json(self)
-    }
-
-    /// The reply as JSON bytes.
-    #[must_use]
-    pub fn to_vec(&self) -> Vec<u8> {
-        self.to_json_string().into_bytes()
-    }
-}
+super::json_reply!(ReplayReply, "D3");
 
 #[cfg(test)]
 mod tests {

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::counts::OrderedCounts;
 use super::rows::{AgentRow, BeadRow, agent_rows, bead_rows};
-use super::{RecentEventText, recent_message, to_json};
+use super::{RecentEventText, recent_message};
 use crate::constants::ORPHANED_HOOK_AGE;
 use crate::state::{AgentStatus, BeadStatus, BeadType, Role, TownState};
 use crate::time::{Millis, format_iso, older_than};
@@ -143,19 +143,7 @@ pub struct StatusReply {
     pub bead_summary: Vec<BeadRow>,
 }
 
-impl StatusReply {
-    /// The reply as JSON text, keys in the order of D1.
-    #[must_use]
-    pub fn to_json_string(&self) -> String {
-        to_json(self)
-    }
-
-    /// The reply as JSON bytes.
-    #[must_use]
-    pub fn to_vec(&self) -> Vec<u8> {
-        self.to_json_string().into_bytes()
-    }
-}
+super::json_reply!(StatusReply, "D1");
 
 /// Builds D1 for `s` at `now` with the owner's last pass figures (all null before any pass).
 #[must_use]

@@ -133,7 +133,7 @@ pub(super) mod fixtures {
     use super::super::pass::Pass;
     use crate::action::Action;
     use crate::event::*;
-    use crate::state::{MergeMode, NudgeMode, NudgePriority, Severity};
+    use crate::state::{NudgeMode, NudgePriority, Severity};
     use crate::testing::*;
 
     /// T1's stream: F; [5] @+10s `bead_created{b1, "Fix login", r1}`; [6] the pass at +10s
@@ -195,31 +195,6 @@ pub(super) mod fixtures {
     /// `mail_sent{id, to, from}`.
     pub(crate) fn mail_sent(id: &str, to: &str, from: &str) -> Ev {
         ev(MailSent { bead_id: id.into(), to_agent_id: to.into(), from: from.into(), subject: "hello".into(), body: None })
-    }
-
-    /// `convoy_created{id, title, review-then-land, staged, beads}` with its feature branch.
-    pub(crate) fn convoy_created(id: &str, title: &str, staged: bool, beads: Vec<ConvoyBeadSpec>) -> Ev {
-        ev(ConvoyCreated {
-            convoy_id: id.into(),
-            title: title.into(),
-            merge_mode: MergeMode::ReviewThenLand,
-            staged,
-            feature_branch: Some(feature_branch(id, title)),
-            beads,
-        })
-    }
-
-    /// One r1 issue of a convoy.
-    pub(crate) fn convoy_bead(id: &str, depends_on: &[&str]) -> ConvoyBeadSpec {
-        ConvoyBeadSpec {
-            bead_id: id.into(),
-            title: id.into(),
-            body: None,
-            rig_id: "r1".into(),
-            priority: None,
-            labels: None,
-            depends_on: depends_on.iter().map(|d| (*d).to_owned()).collect(),
-        }
     }
 
     /// `convoy_started{id}`.
